@@ -141,44 +141,63 @@ impl Application {
 
         let (mut name, mut cpf, mut birthdate, mut amount, mut terms, mut income) =
             (None, None, None, None, None, None);
-        check("name", field(get("name"), NAME_RULE, |raw| {
-            name = Some(parse_name(raw)?);
-            Ok(())
-        }));
-        check("cpf", field(get("cpf"), "must be a valid CPF", |raw| {
-            let text: String = string(raw).ok_or("must be a string: 11 digits, bare or as 000.000.000-00")?;
-            cpf = Some(Cpf::parse(&text).map_err(|e| e.to_string())?);
-            Ok(())
-        }));
-        check("birthdate", field(get("birthdate"), BIRTHDATE_RULE, |raw| {
-            birthdate = Some(parse_birthdate(raw, today)?);
-            Ok(())
-        }));
-        check("amount", field(get("amount"), AMOUNT_RULE, |raw| {
-            let value = money(raw, AMOUNT_RULE)?;
-            if value < AMOUNT_MIN || value > AMOUNT_MAX {
-                return Err(AMOUNT_RULE.into());
-            }
-            amount = Some(value);
-            Ok(())
-        }));
-        check("terms", field(get("terms"), TERMS_RULE, |raw| {
-            let value = number(raw).ok_or(TERMS_RULE)?.normalize();
-            if value.scale() != 0 {
-                return Err(TERMS_RULE.into());
-            }
-            let value = u8::try_from(value).map_err(|_| TERMS_RULE.to_owned())?;
-            terms = Some(Terms::try_from(value).map_err(|_| TERMS_RULE.to_owned())?);
-            Ok(())
-        }));
-        check("income", field(get("income"), INCOME_RULE, |raw| {
-            let value = money(raw, INCOME_RULE)?;
-            if value.cents() < 0 {
-                return Err(INCOME_RULE.into());
-            }
-            income = Some(value);
-            Ok(())
-        }));
+        check(
+            "name",
+            field(get("name"), NAME_RULE, |raw| {
+                name = Some(parse_name(raw)?);
+                Ok(())
+            }),
+        );
+        check(
+            "cpf",
+            field(get("cpf"), "must be a valid CPF", |raw| {
+                let text: String =
+                    string(raw).ok_or("must be a string: 11 digits, bare or as 000.000.000-00")?;
+                cpf = Some(Cpf::parse(&text).map_err(|e| e.to_string())?);
+                Ok(())
+            }),
+        );
+        check(
+            "birthdate",
+            field(get("birthdate"), BIRTHDATE_RULE, |raw| {
+                birthdate = Some(parse_birthdate(raw, today)?);
+                Ok(())
+            }),
+        );
+        check(
+            "amount",
+            field(get("amount"), AMOUNT_RULE, |raw| {
+                let value = money(raw, AMOUNT_RULE)?;
+                if value < AMOUNT_MIN || value > AMOUNT_MAX {
+                    return Err(AMOUNT_RULE.into());
+                }
+                amount = Some(value);
+                Ok(())
+            }),
+        );
+        check(
+            "terms",
+            field(get("terms"), TERMS_RULE, |raw| {
+                let value = number(raw).ok_or(TERMS_RULE)?.normalize();
+                if value.scale() != 0 {
+                    return Err(TERMS_RULE.into());
+                }
+                let value = u8::try_from(value).map_err(|_| TERMS_RULE.to_owned())?;
+                terms = Some(Terms::try_from(value).map_err(|_| TERMS_RULE.to_owned())?);
+                Ok(())
+            }),
+        );
+        check(
+            "income",
+            field(get("income"), INCOME_RULE, |raw| {
+                let value = money(raw, INCOME_RULE)?;
+                if value.cents() < 0 {
+                    return Err(INCOME_RULE.into());
+                }
+                income = Some(value);
+                Ok(())
+            }),
+        );
 
         match (name, cpf, birthdate, amount, terms, income) {
             (Some(name), Some(cpf), Some(birthdate), Some(amount), Some(terms), Some(income))
@@ -319,7 +338,9 @@ fn is_json_number(text: &str) -> bool {
 impl FromStr for Terms {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let n: u8 = s.parse().map_err(|_| format!("{s} is not one of 6, 9 or 12"))?;
+        let n: u8 = s
+            .parse()
+            .map_err(|_| format!("{s} is not one of 6, 9 or 12"))?;
         Terms::try_from(n)
     }
 }
@@ -400,8 +421,14 @@ mod tests {
         assert_eq!(bad_fields(&[("name", "42")]), ["name"]);
         assert_eq!(bad_fields(&[("cpf", r#""111.111.111-11""#)]), ["cpf"]);
         assert_eq!(bad_fields(&[("cpf", "12345678909")]), ["cpf"]);
-        assert_eq!(bad_fields(&[("birthdate", r#""2024-06-16""#)]), ["birthdate"]);
-        assert_eq!(bad_fields(&[("birthdate", r#""2023-02-29""#)]), ["birthdate"]);
+        assert_eq!(
+            bad_fields(&[("birthdate", r#""2024-06-16""#)]),
+            ["birthdate"]
+        );
+        assert_eq!(
+            bad_fields(&[("birthdate", r#""2023-02-29""#)]),
+            ["birthdate"]
+        );
         assert_eq!(bad_fields(&[("birthdate", r#""1990-1-1""#)]), ["birthdate"]);
         assert_eq!(bad_fields(&[("birthdate", "")]), ["birthdate"]);
         assert_eq!(

@@ -57,6 +57,20 @@ impl Cpf {
         Ok(Cpf(String::from_utf8_lossy(&digits).into_owned()))
     }
 
+    /// The valid CPF whose first nine digits are `base` (taken modulo
+    /// 10^9), or `None` when that would be one digit repeated eleven times.
+    /// For generating test and benchmark data.
+    pub fn from_base(base: u32) -> Option<Self> {
+        let mut values: Vec<u32> = format!("{:09}", base % 1_000_000_000)
+            .bytes()
+            .map(|b| u32::from(b - b'0'))
+            .collect();
+        values.push(check_digit(&values));
+        values.push(check_digit(&values));
+        let text: String = values.iter().map(|d| char::from(b'0' + *d as u8)).collect();
+        Cpf::parse(&text).ok()
+    }
+
     /// The 11 bare digits.
     pub fn digits(&self) -> &str {
         &self.0
@@ -101,7 +115,10 @@ mod tests {
     #[test]
     fn accepts_bare_and_masked() {
         assert_eq!(Cpf::parse("12345678909").unwrap().digits(), "12345678909");
-        assert_eq!(Cpf::parse("123.456.789-09").unwrap().digits(), "12345678909");
+        assert_eq!(
+            Cpf::parse("123.456.789-09").unwrap().digits(),
+            "12345678909"
+        );
     }
 
     #[test]
@@ -115,7 +132,20 @@ mod tests {
     }
 
     #[test]
+    fn generated_cpfs_are_valid() {
+        assert_eq!(Cpf::from_base(123_456_789).unwrap().digits(), "12345678909");
+        assert_eq!(Cpf::from_base(0), None);
+        for base in (1..1_000_000_000).step_by(7_919_123) {
+            let cpf = Cpf::from_base(base).unwrap();
+            assert_eq!(Cpf::parse(cpf.digits()).unwrap(), cpf);
+        }
+    }
+
+    #[test]
     fn debug_hides_digits() {
-        assert_eq!(format!("{:?}", Cpf::parse("12345678909").unwrap()), "Cpf(***)");
+        assert_eq!(
+            format!("{:?}", Cpf::parse("12345678909").unwrap()),
+            "Cpf(***)"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! Both the API and the host depend on this crate; neither depends on the
 //! other.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod application;
 pub mod cpf;
 pub mod loan;

@@ -169,8 +169,7 @@ impl Settings {
     /// or `settings.ini` when present), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
         let env_file = std::env::var_os(SETTINGS_FILE_VAR).map(PathBuf::from);
-        let mut builder =
-            Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Ini));
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Ini));
         match file.map(Path::to_path_buf).or(env_file) {
             Some(path) => {
                 builder = builder.add_source(File::from(path).format(FileFormat::Ini));
