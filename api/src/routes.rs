@@ -23,11 +23,12 @@ const QUEUE_DOWN: &str = "the evaluation queue is unavailable and the request wa
 /// Accepts a loan request: validates it, stores it, queues its evaluation,
 /// and answers `202` only once the queue has confirmed the job.
 ///
-/// A retry carrying the `Idempotency-Key` of a request whose publish is
-/// still in flight gets that request's `202` at once; should that publish
-/// then fail, the loan is discarded and the retry's `202` points at nothing.
-/// The window is one publish confirmation wide; closing it would take a
-/// "queued" mark in the store that the retry waits for.
+/// A retry carrying the `Idempotency-Key` of a loan still `processing`
+/// queues it again (see [`requeue_if_processing`]). One window stays open:
+/// a retry that comes while the first request's publish is in flight, when
+/// that publish then fails, finds its loan discarded; the window is one
+/// publish confirmation wide, and closing it would take a "queued" mark in
+/// the store that the retry waits for.
 #[utoipa::path(
     post,
     path = "/loan",
@@ -81,6 +82,7 @@ pub async fn create_loan(
             same_request: true,
         }) => {
             debug!(loan_id = %id, "retry answered with the first request's loan");
+            requeue_if_processing(&state, id).await?;
             return Ok(accepted(id));
         }
         Ok(Created::Existing {
@@ -111,6 +113,25 @@ pub async fn create_loan(
 
     debug!(loan_id = %loan.id, "loan accepted");
     Ok(accepted(loan.id))
+}
+
+/// Queues loan `id` again when it is still `processing`. A retry may come
+/// while the first request's publish is in flight or after it failed and
+/// its discard failed too; queueing again makes the retry's `202` a promise
+/// that holds. A duplicate job is harmless: the worker acks jobs for final
+/// loans and a final state is never overwritten.
+async fn requeue_if_processing(state: &ApiState, id: Uuid) -> Result<(), ApiError> {
+    let loan = state.store.get(id).await.map_err(|err| {
+        warn!(loan_id = %id, cause = %err, "could not read a loan for a retry");
+        ApiError::Unavailable(STORE_DOWN)
+    })?;
+    if loan.is_some_and(|loan| !loan.status.is_final()) {
+        state.publisher.publish(&Job::first(id)).await.map_err(|err| {
+            warn!(loan_id = %id, cause = %err, "could not queue a retried loan");
+            ApiError::Unavailable(QUEUE_DOWN)
+        })?;
+    }
+    Ok(())
 }
 
 /// The idempotency key and the application, or every problem with either.
@@ -374,7 +395,9 @@ mod tests {
 
         assert_eq!(accepted_id(&retry), id);
         assert_eq!(harness.stored().await, [id]);
-        assert_eq!(harness.queued().await, [Job::first(id)]);
+        // Still processing, so the retry queues the same job again: its 202
+        // must hold even if the first request's job was lost.
+        assert_eq!(harness.queued().await, [Job::first(id), Job::first(id)]);
     }
 
     #[tokio::test]
