@@ -62,5 +62,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
+echo "==> cargo test (the reference policy's own unit tests)"
+cargo test --quiet --manifest-path plugins/reference/Cargo.toml
 echo "==> cargo test"
 cargo test --workspace

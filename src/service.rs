@@ -201,5 +201,10 @@ pub async fn serve(
 pub async fn worker(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Worker> {
     let bureau = bureau(settings).await?;
     let evaluator = evaluator(settings).await?;
-    Ok(Worker::new(store, evaluator, bureau, settings.queue.clone()))
+    Ok(Worker::new(
+        store,
+        evaluator,
+        bureau,
+        settings.queue.clone(),
+    ))
 }

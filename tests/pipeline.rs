@@ -92,8 +92,14 @@ async fn case_file_through_http_rabbitmq_worker_bureau_and_etcd() {
     let mut minor = template.clone();
     minor["id"] = json!("under-age-today");
     minor["application"]["cpf"] = json!("52998224725");
-    minor["application"]["birthdate"] =
-        json!(today.checked_sub(17.years()).unwrap().checked_add(1.day()).unwrap().to_string());
+    minor["application"]["birthdate"] = json!(
+        today
+            .checked_sub(17.years())
+            .unwrap()
+            .checked_add(1.day())
+            .unwrap()
+            .to_string()
+    );
     minor["expected"] = json!({"result": "refused", "refused_policy": "age",
         "terms": null, "amount": null, "installment": null});
     cases.push(minor);
@@ -101,12 +107,17 @@ async fn case_file_through_http_rabbitmq_worker_bureau_and_etcd() {
     let kinds = |pred: &dyn Fn(&Value) -> bool| cases.iter().filter(|c| pred(c)).count();
     assert!(kinds(&|c| c["expected"]["result"] == "invalid") >= 2);
     for policy in ["age", "score", "commitment"] {
-        assert!(kinds(&|c| c["expected"]["refused_policy"] == policy) >= 1, "{policy}");
+        assert!(
+            kinds(&|c| c["expected"]["refused_policy"] == policy) >= 1,
+            "{policy}"
+        );
     }
-    assert!(kinds(&|c| {
-        c["expected"]["result"] == "approved"
-            && c["expected"]["terms"] == c["application"]["terms"]
-    }) >= 1);
+    assert!(
+        kinds(&|c| {
+            c["expected"]["result"] == "approved"
+                && c["expected"]["terms"] == c["application"]["terms"]
+        }) >= 1
+    );
     for (from, to) in [(6, 9), (6, 12), (9, 12)] {
         assert!(
             kinds(&|c| c["application"]["terms"] == from && c["expected"]["terms"] == to) >= 1,
@@ -149,7 +160,10 @@ async fn case_file_through_http_rabbitmq_worker_bureau_and_etcd() {
             assert!(view.get(personal).is_none(), "{personal} leaked: {view}");
         }
         assert!(
-            view["policy"]["digest"].as_str().unwrap().starts_with("sha256:"),
+            view["policy"]["digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:"),
             "{view}"
         );
         if let Err(why) = view_matches(case, &view) {
@@ -161,7 +175,11 @@ async fn case_file_through_http_rabbitmq_worker_bureau_and_etcd() {
     assert_eq!(etcd_keys(&settings).await, accepted.len() as i64);
     service.stop().await;
     delete_queues(&settings).await;
-    assert!(failures.is_empty(), "cases failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "cases failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

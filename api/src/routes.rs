@@ -126,10 +126,14 @@ async fn requeue_if_processing(state: &ApiState, id: Uuid) -> Result<(), ApiErro
         ApiError::Unavailable(STORE_DOWN)
     })?;
     if loan.is_some_and(|loan| !loan.status.is_final()) {
-        state.publisher.publish(&Job::first(id)).await.map_err(|err| {
-            warn!(loan_id = %id, cause = %err, "could not queue a retried loan");
-            ApiError::Unavailable(QUEUE_DOWN)
-        })?;
+        state
+            .publisher
+            .publish(&Job::first(id))
+            .await
+            .map_err(|err| {
+                warn!(loan_id = %id, cause = %err, "could not queue a retried loan");
+                ApiError::Unavailable(QUEUE_DOWN)
+            })?;
     }
     Ok(())
 }

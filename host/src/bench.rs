@@ -110,7 +110,8 @@ pub async fn benchmark(
     }
     let mut times = Vec::with_capacity(runs as usize);
     while let Some(joined) = tasks.join_next().await {
-        let lane = joined.map_err(|e| EvaluationError::Policy(format!("a benchmark task failed: {e}")))?;
+        let lane =
+            joined.map_err(|e| EvaluationError::Policy(format!("a benchmark task failed: {e}")))?;
         times.extend(lane?);
     }
     let wall = started.elapsed();

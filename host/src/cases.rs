@@ -194,7 +194,13 @@ impl fmt::Display for CaseReport {
     /// A table of id, expected, got and PASS/FAIL, the reasons of the
     /// failures, and a closing `N passed, N failed` line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let id_width = self.results.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+        let id_width = self
+            .results
+            .iter()
+            .map(|r| r.id.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
         let rows: Vec<(String, String)> = self
             .results
             .iter()
@@ -206,10 +212,18 @@ impl fmt::Display for CaseReport {
             .max()
             .unwrap_or(8)
             .max(8);
-        writeln!(f, "{:id_width$}  {:width$}  {:width$}  result", "id", "expected", "got")?;
+        writeln!(
+            f,
+            "{:id_width$}  {:width$}  {:width$}  result",
+            "id", "expected", "got"
+        )?;
         for (result, (expected, got)) in self.results.iter().zip(&rows) {
             let mark = if result.passed() { "PASS" } else { "FAIL" };
-            writeln!(f, "{:id_width$}  {expected:width$}  {got:width$}  {mark}", result.id)?;
+            writeln!(
+                f,
+                "{:id_width$}  {expected:width$}  {got:width$}  {mark}",
+                result.id
+            )?;
         }
         for failure in self.failures() {
             if let Some(detail) = &failure.got.detail {
@@ -246,7 +260,8 @@ pub async fn run_cases(
 
     let mut results = Vec::with_capacity(cases.len());
     for case in cases {
-        let expected = expected(&case.expected).map_err(|reason| malformed(format!("case {}: {reason}", case.id)))?;
+        let expected = expected(&case.expected)
+            .map_err(|reason| malformed(format!("case {}: {reason}", case.id)))?;
         let got = run_case(&evaluator, &case).await;
         results.push(CaseResult {
             id: case.id,
@@ -260,8 +275,7 @@ pub async fn run_cases(
 /// Validates the case's application as the API would, then evaluates it
 /// as the worker would.
 async fn run_case(evaluator: &Evaluator, case: &Case) -> CaseOutcome {
-    let application = match Application::from_json(case.application.get().as_bytes(), case.today)
-    {
+    let application = match Application::from_json(case.application.get().as_bytes(), case.today) {
         Ok(application) => application,
         Err(errors) => return CaseOutcome::only(Verdict::Invalid, errors.to_string()),
     };
@@ -316,10 +330,10 @@ fn case_score(raw: Option<&RawValue>) -> Result<u16, BureauError> {
 
 /// The case's commitment as the bureau would give it.
 fn case_commitment(raw: Option<&RawValue>) -> Result<Decimal, BureauError> {
-    let raw =
-        raw.ok_or_else(|| BureauError::Unavailable("the case gives no commitment".into()))?;
-    exact_number(raw.get())
-        .ok_or_else(|| BureauError::InvalidAnswer(format!("commitment {} is not a number", raw.get())))
+    let raw = raw.ok_or_else(|| BureauError::Unavailable("the case gives no commitment".into()))?;
+    exact_number(raw.get()).ok_or_else(|| {
+        BureauError::InvalidAnswer(format!("commitment {} is not a number", raw.get()))
+    })
 }
 
 fn expected(case: &ExpectedCase) -> Result<CaseOutcome, String> {
@@ -355,11 +369,23 @@ mod tests {
         assert_eq!(case_score(Some(&raw("800"))), Ok(800));
         // Out of range but representable: left to the host's range check.
         assert_eq!(case_score(Some(&raw("1001"))), Ok(1001));
-        assert!(matches!(case_score(Some(&raw("-1"))), Err(BureauError::InvalidAnswer(_))));
-        assert!(matches!(case_score(Some(&raw("600.5"))), Err(BureauError::InvalidAnswer(_))));
+        assert!(matches!(
+            case_score(Some(&raw("-1"))),
+            Err(BureauError::InvalidAnswer(_))
+        ));
+        assert!(matches!(
+            case_score(Some(&raw("600.5"))),
+            Err(BureauError::InvalidAnswer(_))
+        ));
         assert!(matches!(case_score(None), Err(BureauError::Unavailable(_))));
-        assert_eq!(case_commitment(Some(&raw("0.1"))).unwrap().to_string(), "0.1");
-        assert_eq!(case_commitment(Some(&raw("1.5"))).unwrap().to_string(), "1.5");
+        assert_eq!(
+            case_commitment(Some(&raw("0.1"))).unwrap().to_string(),
+            "0.1"
+        );
+        assert_eq!(
+            case_commitment(Some(&raw("1.5"))).unwrap().to_string(),
+            "1.5"
+        );
     }
 
     #[test]

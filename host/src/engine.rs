@@ -218,7 +218,9 @@ impl PolicyEngine {
 
     /// Today's date in the configured time zone: the evaluation date.
     pub fn today(&self) -> Date {
-        Timestamp::now().to_zoned(self.inner.time_zone.clone()).date()
+        Timestamp::now()
+            .to_zoned(self.inner.time_zone.clone())
+            .date()
     }
 
     /// The configured time zone's IANA name.
@@ -361,7 +363,10 @@ mod tests {
         check(|s| s.memory_limit_mib = 0, "memory_limit_mib");
         check(|s| s.memory_limit_mib = 5000, "memory_limit_mib");
         check(|s| s.max_instances = 0, "max_instances");
-        check(|s| s.time_zone = "Mars/Olympus_Mons".into(), "Mars/Olympus_Mons");
+        check(
+            |s| s.time_zone = "Mars/Olympus_Mons".into(),
+            "Mars/Olympus_Mons",
+        );
     }
 
     #[test]

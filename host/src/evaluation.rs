@@ -87,9 +87,14 @@ impl Evaluation {
                 Some(terms.get()),
                 Some(installment),
             ),
-            Decision::Refused { policy, reason } => {
-                (Verdict::Refused, Some(policy), Some(reason), None, None, None)
-            }
+            Decision::Refused { policy, reason } => (
+                Verdict::Refused,
+                Some(policy),
+                Some(reason),
+                None,
+                None,
+                None,
+            ),
         };
         DecisionRecord {
             verdict,
@@ -386,7 +391,10 @@ mod tests {
             offer(250_001, 12, 27_417),
             offer(250_000, 12, 0),
         ] {
-            assert!(matches!(check(bad, &app), Err(EvaluationError::BadOutput(_))));
+            assert!(matches!(
+                check(bad, &app),
+                Err(EvaluationError::BadOutput(_))
+            ));
         }
     }
 

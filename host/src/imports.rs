@@ -169,26 +169,30 @@ impl types::Host for EvalState {}
 impl bureau::Host for EvalState {
     async fn score(&mut self) -> Result<u16, wit::BureauError> {
         let applicant = self.applicant.as_mut().ok_or_else(no_applicant)?;
-        if applicant.score.is_none() {
-            let _paused = self.budget.pause();
-            let answer = applicant.bureau.score(&applicant.cpf).await;
-            applicant.score = Some(answer.and_then(check_score));
-        }
-        let answer = applicant.score.clone().unwrap_or_else(|| Err(no_applicant()));
+        let answer = match &applicant.score {
+            Some(answer) => answer.clone(),
+            None => {
+                let _paused = self.budget.pause();
+                let answer = applicant.bureau.score(&applicant.cpf).await;
+                applicant.score.insert(answer.and_then(check_score)).clone()
+            }
+        };
         Ok(answer?)
     }
 
     async fn commitment(&mut self) -> Result<String, wit::BureauError> {
         let applicant = self.applicant.as_mut().ok_or_else(no_applicant)?;
-        if applicant.commitment.is_none() {
-            let _paused = self.budget.pause();
-            let answer = applicant.bureau.commitment(&applicant.cpf).await;
-            applicant.commitment = Some(answer.and_then(check_commitment));
-        }
-        let answer = applicant
-            .commitment
-            .clone()
-            .unwrap_or_else(|| Err(no_applicant()));
+        let answer = match &applicant.commitment {
+            Some(answer) => answer.clone(),
+            None => {
+                let _paused = self.budget.pause();
+                let answer = applicant.bureau.commitment(&applicant.cpf).await;
+                applicant
+                    .commitment
+                    .insert(answer.and_then(check_commitment))
+                    .clone()
+            }
+        };
         Ok(answer?.to_string())
     }
 }

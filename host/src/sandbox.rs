@@ -110,9 +110,7 @@ impl ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // Memories never shrink, so the growths add up to the total size.
-        let requested = self
-            .used
-            .saturating_add(desired.saturating_sub(current));
+        let requested = self.used.saturating_add(desired.saturating_sub(current));
         if requested > self.limit {
             return Err(wasmtime::Error::new(MemoryLimitExceeded {
                 limit: self.limit,
@@ -208,8 +206,9 @@ pub(crate) async fn within_deadline<F: Future>(
 ) -> Result<F::Output, DeadlineExceeded> {
     let mut work = std::pin::pin!(work);
     loop {
-        // Wake a little after the budget would run out if nothing paused it.
-        let wake = budget.remaining() + Duration::from_millis(1);
+        // Wake when the budget would run out if nothing paused it; while a
+        // bureau call pauses it, check back every few milliseconds.
+        let wake = budget.remaining().max(Duration::from_millis(5));
         tokio::select! {
             output = &mut work => return Ok(output),
             () = tokio::time::sleep(wake) => {

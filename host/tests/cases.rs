@@ -23,7 +23,9 @@ async fn every_reference_case_passes() {
     let file = cases_file();
     let expected_count = {
         let text = std::fs::read_to_string(&file).unwrap();
-        serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap().len()
+        serde_json::from_str::<Vec<serde_json::Value>>(&text)
+            .unwrap()
+            .len()
     };
 
     let report = run_cases(&file, support::reference_policy(), &support::settings())
@@ -57,7 +59,12 @@ async fn out_of_range_answers_are_errors_and_wrong_expectations_fail() {
         case("worked-example", "950", "0.8", approved),
         case("worked-example-exponent", "9.5e2", "8e-1", approved),
         // Wrong on purpose: the runner must report these as failures.
-        case("wrong-installment", "950", "0.8", &approved.replace("274.17", "274.18")),
+        case(
+            "wrong-installment",
+            "950",
+            "0.8",
+            &approved.replace("274.17", "274.18"),
+        ),
         case("wrong-verdict", "1001", "0.8", approved),
     ];
     std::fs::write(&file, format!("[{}]", cases.join(","))).unwrap();

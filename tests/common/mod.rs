@@ -42,11 +42,17 @@ pub fn reference_policy() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let path = root()
-                .join("plugins/reference/target/wasm32-wasip2/release/reference_policy.wasm");
+            let path =
+                root().join("plugins/reference/target/wasm32-wasip2/release/reference_policy.wasm");
             if !path.exists() {
                 let status = Command::new(env!("CARGO"))
-                    .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                    .args([
+                        "build",
+                        "--release",
+                        "--target",
+                        "wasm32-wasip2",
+                        "--manifest-path",
+                    ])
                     .arg(root().join("plugins/reference/Cargo.toml"))
                     .status()
                     .unwrap();
@@ -138,7 +144,10 @@ impl Service {
             .send()
             .await
             .unwrap();
-        (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
+        (
+            reply.status().as_u16(),
+            reply.json().await.unwrap_or(Value::Null),
+        )
     }
 
     /// Polls a loan until it leaves `processing`, for at most `limit`.
@@ -179,7 +188,11 @@ pub async fn etcd_keys(settings: &Settings) -> i64 {
     let reply = client
         .get(
             settings.store.etcd_prefix.as_str(),
-            Some(etcd_client::GetOptions::new().with_prefix().with_count_only()),
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_count_only(),
+            ),
         )
         .await
         .unwrap();
@@ -200,7 +213,10 @@ pub async fn delete_queues(settings: &Settings) {
     }
     for queue in names {
         let _ = channel
-            .queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default())
+            .queue_delete(
+                queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
             .await;
     }
 }

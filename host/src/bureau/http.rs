@@ -92,8 +92,7 @@ impl HttpBureau {
                 url: base_url.to_owned(),
             });
         }
-        let mut key =
-            HeaderValue::from_str(api_key.expose()).map_err(|_| HttpBureauError::Key)?;
+        let mut key = HeaderValue::from_str(api_key.expose()).map_err(|_| HttpBureauError::Key)?;
         key.set_sensitive(true);
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -147,11 +146,13 @@ impl HttpBureau {
         let status = response.status();
         if !status.is_success() {
             let reason = format!("answered {status}");
-            return Err(if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                Failure::Transient(reason)
-            } else {
-                Failure::Final(BureauError::Unavailable(format!("{field}: {reason}")))
-            });
+            return Err(
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    Failure::Transient(reason)
+                } else {
+                    Failure::Final(BureauError::Unavailable(format!("{field}: {reason}")))
+                },
+            );
         }
 
         let body = response
@@ -160,8 +161,8 @@ impl HttpBureau {
             .map_err(|e| Failure::Transient(describe(&e)))?;
         // Fields are kept as raw JSON text so that numbers keep their exact
         // value: `{"score": 800}`, `{"commitment": 0.8}`.
-        let answer: HashMap<String, Box<RawValue>> = serde_json::from_slice(&body)
-            .map_err(|_| {
+        let answer: HashMap<String, Box<RawValue>> =
+            serde_json::from_slice(&body).map_err(|_| {
                 Failure::Final(BureauError::InvalidAnswer(format!(
                     "{field}: the answer is not a JSON object"
                 )))
@@ -221,15 +222,22 @@ mod tests {
         assert!(HttpBureau::with_url("http://127.0.0.1:1", &key, timeout, 0).is_ok());
         assert!(HttpBureau::with_url("https://bureau.example/", &key, timeout, 0).is_ok());
         for bad in ["", "127.0.0.1:8090", "ftp://x", "http://"] {
-            assert!(HttpBureau::with_url(bad, &key, timeout, 0).is_err(), "{bad}");
+            assert!(
+                HttpBureau::with_url(bad, &key, timeout, 0).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn the_key_never_shows_in_debug_output() {
-        let bureau =
-            HttpBureau::with_url("http://127.0.0.1:1", &Secret::new("s3cr3t"), Duration::ZERO, 0)
-                .unwrap();
+        let bureau = HttpBureau::with_url(
+            "http://127.0.0.1:1",
+            &Secret::new("s3cr3t"),
+            Duration::ZERO,
+            0,
+        )
+        .unwrap();
         assert!(!format!("{bureau:?}").contains("s3cr3t"));
         assert!(
             HttpBureau::with_url("http://bureau", &Secret::new("bad\nkey"), Duration::ZERO, 0)

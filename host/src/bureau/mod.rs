@@ -75,7 +75,11 @@ pub(crate) fn exact_number(raw: &str) -> Option<Decimal> {
 /// A score from the JSON text of a bureau answer: a number whose exact
 /// value is an integer from 0 to 1000 (`800` and `800.0` alike).
 pub(crate) fn parse_score(raw: &str) -> Result<u16, BureauError> {
-    let invalid = || BureauError::InvalidAnswer(format!("score {raw} is not an integer from 0 to {SCORE_MAX}"));
+    let invalid = || {
+        BureauError::InvalidAnswer(format!(
+            "score {raw} is not an integer from 0 to {SCORE_MAX}"
+        ))
+    };
     let value = exact_number(raw).ok_or_else(invalid)?.normalize();
     if value.scale() != 0 {
         return Err(invalid());
@@ -142,7 +146,9 @@ mod tests {
         assert_eq!(parse_score("1000"), Ok(1000));
         assert_eq!(parse_score("800.0"), Ok(800));
         assert_eq!(parse_score("8e2"), Ok(800));
-        for bad in ["1001", "-1", "800.5", "\"800\"", "null", "true", "1e400", "65536"] {
+        for bad in [
+            "1001", "-1", "800.5", "\"800\"", "null", "true", "1e400", "65536",
+        ] {
             assert!(
                 matches!(parse_score(bad), Err(BureauError::InvalidAnswer(_))),
                 "{bad}"

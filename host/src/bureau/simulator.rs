@@ -214,7 +214,12 @@ impl Simulator {
             Ok(Request { cpf }) if cpf.len() == 11 && cpf.bytes().all(|b| b.is_ascii_digit()) => {
                 cpf
             }
-            _ => return error(StatusCode::BAD_REQUEST, "expected {\"cpf\": \"<11 digits>\"}"),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "expected {\"cpf\": \"<11 digits>\"}",
+                );
+            }
         };
         match self.fixtures.answer(&cpf, question) {
             Answer::Status(status) => error(status, "failing as the fixtures say"),

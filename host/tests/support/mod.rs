@@ -14,7 +14,10 @@ use loan_host::{Evaluator, Policy, PolicyEngine};
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The reference policy component, built by cargo where `loan` expects it
@@ -23,7 +26,11 @@ pub fn reference_policy() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = repo_root().join("plugins/reference");
-        build(&root.join("Cargo.toml"), &root.join("target"), "reference_policy.wasm")
+        build(
+            &root.join("Cargo.toml"),
+            &root.join("target"),
+            "reference_policy.wasm",
+        )
     })
 }
 
@@ -32,8 +39,8 @@ pub fn reference_policy() -> &'static Path {
 pub fn probe_policy() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/probe-policy/Cargo.toml");
+        let manifest =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/probe-policy/Cargo.toml");
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-policy");
         build(&manifest, &target, "probe_policy.wasm")
     })
@@ -42,7 +49,13 @@ pub fn probe_policy() -> &'static Path {
 fn build(manifest: &Path, target_dir: &Path, file: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(manifest)
         .arg("--target-dir")
         .arg(target_dir)
