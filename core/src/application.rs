@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::cpf::Cpf;
 use crate::money::Money;
+use crate::number::exact_decimal;
 
 /// Longest accepted name, in characters after trimming.
 pub const NAME_MAX_CHARS: usize = 200;
@@ -265,9 +266,9 @@ fn parse_birthdate(raw: &str, today: Date) -> Result<Date, String> {
         (Some(y), Some(m), Some(d)) => Date::new(y, m as i8, d as i8).ok(),
         _ => None,
     }
-    .ok_or_else(|| format!("{BIRTHDATE_RULE}; {text} is not a calendar date"))?;
+    .ok_or_else(|| format!("{BIRTHDATE_RULE}; the date given does not exist"))?;
     if date > today {
-        return Err(format!("{BIRTHDATE_RULE}; {text} is after today, {today}"));
+        return Err(format!("{BIRTHDATE_RULE}; the date given is after today"));
     }
     Ok(date)
 }
@@ -279,60 +280,13 @@ fn money(raw: &str, rule: &str) -> Result<Money, String> {
 }
 
 /// The exact value of a JSON number, or of a string holding one, or `None`
-/// when it is another type, malformed or out of the representable range.
+/// when it is another type, malformed or not exactly representable.
 fn number(raw: &str) -> Option<Decimal> {
-    let text = if raw.starts_with('"') {
-        string(raw)?
+    if raw.starts_with('"') {
+        exact_decimal(&string(raw)?)
     } else {
-        raw.to_owned()
-    };
-    if !is_json_number(&text) {
-        return None;
+        exact_decimal(raw)
     }
-    if text.contains(['e', 'E']) {
-        Decimal::from_scientific(&text).ok()
-    } else {
-        Decimal::from_str_exact(&text).ok()
-    }
-}
-
-/// Whether `text` follows the JSON number grammar exactly (RFC 8259 §6).
-fn is_json_number(text: &str) -> bool {
-    let b = text.as_bytes();
-    let mut i = 0;
-    let digits = |i: &mut usize| {
-        let start = *i;
-        while *i < b.len() && b[*i].is_ascii_digit() {
-            *i += 1;
-        }
-        *i - start
-    };
-    if b.get(i) == Some(&b'-') {
-        i += 1;
-    }
-    match b.get(i) {
-        Some(b'0') => i += 1,
-        Some(c) if c.is_ascii_digit() => {
-            digits(&mut i);
-        }
-        _ => return false,
-    }
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        if digits(&mut i) == 0 {
-            return false;
-        }
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        if digits(&mut i) == 0 {
-            return false;
-        }
-    }
-    i == b.len()
 }
 
 impl FromStr for Terms {

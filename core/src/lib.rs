@@ -11,6 +11,7 @@ pub mod application;
 pub mod cpf;
 pub mod loan;
 pub mod money;
+pub mod number;
 pub mod queue;
 pub mod settings;
 pub mod store;

@@ -91,6 +91,10 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
+/// Largest policy component file loaded. Components built from interpreted
+/// languages weigh 12 to 18 MB; compiled ones well under 1 MB.
+pub const MAX_POLICY_BYTES: u64 = 128 * 1024 * 1024;
+
 impl PolicyEngine {
     /// Builds the engine from the `[policy]` settings (all but `path`, which
     /// names what to [`load`](Self::load)).
@@ -160,12 +164,26 @@ impl PolicyEngine {
     /// Loads the policy component at `path`, or returns the already loaded
     /// one with the same digest.
     pub async fn load(&self, path: &Path) -> Result<Arc<Policy>, PolicyError> {
-        let bytes = tokio::fs::read(path)
+        use tokio::io::AsyncReadExt;
+
+        let read_error = |source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        // Read one byte past the limit to tell a file at the limit from a
+        // larger one (or an endless one such as /dev/zero).
+        let mut bytes = Vec::new();
+        file.take(MAX_POLICY_BYTES + 1)
+            .read_to_end(&mut bytes)
             .await
-            .map_err(|source| PolicyError::Read {
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(PolicyError::TooLarge {
                 path: path.to_owned(),
-                source,
-            })?;
+                limit: MAX_POLICY_BYTES,
+            });
+        }
         self.load_bytes(bytes).await
     }
 

@@ -26,6 +26,14 @@ pub enum PolicyError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The file is larger than any policy component should be.
+    #[error("the policy component {path} is larger than {limit} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The largest size accepted.
+        limit: u64,
+    },
     /// The bytes are not a valid WebAssembly component.
     #[error("policy {digest} is not a valid WebAssembly component: {reason}")]
     Compile {

@@ -152,7 +152,7 @@ impl Worker {
             }
             Err(error) => {
                 tracing::warn!(cause = %error, "cannot read the loan; releasing the job");
-                settle("release", delivery.release().await);
+                release_after_pause(delivery).await;
                 return;
             }
         };
@@ -207,7 +207,7 @@ impl Worker {
             }
             Err(error) => {
                 tracing::warn!(cause = %error, "cannot store the outcome; releasing the job");
-                settle("release", delivery.release().await);
+                release_after_pause(delivery).await;
             }
         }
     }
@@ -225,4 +225,17 @@ fn report_panic(finished: Result<(), tokio::task::JoinError>) {
     if let Err(error) = finished {
         tracing::error!(cause = %error, "an evaluation task panicked; its job will be delivered again");
     }
+}
+
+/// How long a job waits before it is given back when the store cannot be
+/// reached. Without the pause the broker redelivers it at once and an
+/// outage turns into a hot loop of deliveries and log lines; holding the
+/// delivery also holds its prefetch slot, which slows consumption while the
+/// store is down.
+const STORE_OUTAGE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Gives `delivery` back to the queue after [`STORE_OUTAGE_PAUSE`].
+async fn release_after_pause(delivery: Delivery) {
+    tokio::time::sleep(STORE_OUTAGE_PAUSE).await;
+    settle("release", delivery.release().await);
 }

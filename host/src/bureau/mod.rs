@@ -61,15 +61,7 @@ pub(crate) fn check_commitment(commitment: Decimal) -> Result<Decimal, BureauErr
 /// when the text is not a number or the value does not fit a decimal. The
 /// text is never read through a binary float.
 pub(crate) fn exact_number(raw: &str) -> Option<Decimal> {
-    let raw = raw.trim();
-    if !raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return None;
-    }
-    if raw.contains(['e', 'E']) {
-        Decimal::from_scientific(raw).ok()
-    } else {
-        Decimal::from_str_exact(raw).ok()
-    }
+    loan_core::number::exact_decimal(raw.trim())
 }
 
 /// A score from the JSON text of a bureau answer: a number whose exact
