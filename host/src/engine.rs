@@ -304,6 +304,10 @@ impl PolicyEngine {
     }
 }
 
+/// Bytes of each pool slot reset in place between instances; see
+/// [`config`].
+const KEEP_RESIDENT: usize = 64 << 10;
+
 /// The engine configuration: components, epoch interruption, and a pool of
 /// `instances` slots whose memories are sized to the limit.
 fn config(instances: u32, memory_limit: usize) -> Config {
@@ -316,7 +320,14 @@ fn config(instances: u32, memory_limit: usize) -> Config {
         .total_tables(instances.saturating_mul(TABLES_PER_POLICY))
         .max_tables_per_component(TABLES_PER_POLICY)
         .total_stacks(instances)
-        .max_memory_size(memory_limit);
+        .max_memory_size(memory_limit)
+        // Reset the first pages of a slot by zeroing them in place rather
+        // than handing them back to the kernel: a fresh instance then takes
+        // no page faults on the memory a small policy touches. The cost is
+        // that much resident memory per slot in use.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT / 16)
+        .async_stack_keep_resident(KEEP_RESIDENT / 4);
 
     let mut config = Config::new();
     config
