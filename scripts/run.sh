@@ -11,4 +11,5 @@ ensure_protoc
 ensure_wasm_target
 build_policy
 echo "==> building and starting loan"
-exec cargo run --quiet --release --bin loan -- serve "$@"
+cargo build --release --bin loan
+exec target/release/loan serve "$@"
